@@ -1,0 +1,79 @@
+// Plumbing shared by the CPU kernels: memory layout, per-thread buffers, and the lane math build for
+// this CPU.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+#include "window_blocks.h"
+
+namespace poolswap {
+namespace cpu {
+
+// The lane math build for the best instruction set this CPU supports (AVX-512, AVX2 or baseline).
+template <typename T>
+const LaneKernels<T>& lane_kernels();
+
+// Picks the layout the kernels walk: channels_last when x is stored that way and has enough channels to
+// fill the lanes, contiguous NC(D)HW otherwise.
+WindowProblem make_problem(const PoolGeometry& g, const at::Tensor& x);
+
+// x in the layout of the problem (a copy only when x is in neither layout).
+at::Tensor in_layout(const WindowProblem& P, const at::Tensor& t);
+
+// A new tensor in the layout of the problem.
+at::Tensor empty_in_layout(const WindowProblem& P, at::IntArrayRef sizes, const at::TensorOptions& options);
+at::Tensor zeros_in_layout(const WindowProblem& P, at::IntArrayRef sizes, const at::TensorOptions& options);
+
+// Back to x's own suggested memory format (the layout of a drop-in pool's output).
+at::Tensor like_input(const at::Tensor& result, const at::Tensor& x);
+
+// Per-thread buffers of one block of windows, in the accumulation type.
+template <typename T>
+struct LaneBuffers {
+  std::vector<T> x, valid, h, out, e, eD, dDx, dDa;
+  T lane_a[kLanes], lane_b[kLanes], lane_c[kLanes], lane_d[kLanes], lane_e[kLanes];
+
+  explicit LaneBuffers(const PoolGeometry& g) {
+    const size_t n = static_cast<size_t>(g.max_taps()) * kLanes;
+    for (std::vector<T>* v : {&x, &valid, &h, &out, &e, &eD, &dDx, &dDa}) v->assign(n, T(0));
+  }
+
+  // Loads the taps of block B from `src` (offsets as in B) into x / valid.
+  template <typename scalar_t>
+  void gather(const Block& B, const scalar_t* src) {
+    for (int i = 0; i < B.taps * kLanes; ++i) {
+      const int64_t off = B.tap[i];
+      x[i] = off >= 0 ? static_cast<T>(src[off]) : T(0);
+      valid[i] = off >= 0 ? T(1) : T(0);
+    }
+  }
+
+  BlockArgs<T> args(int mode, int taps, const T* beta, double eps) {
+    return BlockArgs<T>{mode, taps, x.data(), valid.data(), beta, static_cast<T>(eps),
+                        TapScratch<T>{e.data(), eD.data(), dDx.data(), dDa.data()}};
+  }
+};
+
+// Loads one value per lane from the output-shaped tensor `src` (0 for idle lanes).
+template <typename T, typename scalar_t>
+void gather_lanes(const Block& B, const scalar_t* src, T* dst) {
+  for (int l = 0; l < kLanes; ++l) dst[l] = B.out[l] >= 0 ? static_cast<T>(src[B.out[l]]) : T(0);
+}
+
+// Loads β per lane (β expanded to (C, *out), see WindowProblem::beta_stride).
+template <typename T>
+void gather_beta(const Block& B, const T* beta, T* dst) {
+  for (int l = 0; l < kLanes; ++l) dst[l] = B.out[l] >= 0 ? beta[B.beta[l]] : T(0);
+}
+
+// Adds per-tap values into `dst` (a work item owns the elements it touches: no atomics).
+template <typename T>
+void scatter_add(const Block& B, const T* src, T* dst) {
+  for (int i = 0; i < B.taps * kLanes; ++i)
+    if (B.tap[i] >= 0) dst[B.tap[i]] += src[i];
+}
+
+}  // namespace cpu
+}  // namespace poolswap

@@ -67,7 +67,8 @@ at::Tensor empty_in_layout(const WindowProblem& P, at::IntArrayRef sizes, const 
 }
 
 at::Tensor zeros_in_layout(const WindowProblem& P, at::IntArrayRef sizes, const at::TensorOptions& options) {
-  return at::zeros(sizes, options.memory_format(format_of(P)));
+  // not at::zeros: its schema has no memory format, and the option would be dropped silently
+  return empty_in_layout(P, sizes, options).zero_();
 }
 
 at::Tensor like_input(const at::Tensor& result, const at::Tensor& x) {

@@ -3,6 +3,10 @@
 CPU kernels are always built. CUDA kernels are built when nvcc is found (or ``POOLSWAP_FORCE_CUDA=1``);
 ``POOLSWAP_CPU_ONLY=1`` skips them. Install with ``pip install --no-build-isolation -e .`` (torch must
 already be installed: it is not a build requirement, so pip never fetches a second copy).
+
+``POOLSWAP_SKIP_EXT=1`` installs the Python package without the extension: scripts/bootstrap.sh does that
+and then builds ``poolswap._C`` with ``setup.py build_ext --inplace``, which ninja keeps incremental in
+build/ (pip's own editable build recompiles everything in a fresh temporary folder each time).
 """
 
 import glob
@@ -72,6 +76,6 @@ def _extension():
 
 setup(
     packages=find_packages(include=["poolswap", "poolswap.*"]),
-    ext_modules=[_extension()],
+    ext_modules=[] if os.environ.get("POOLSWAP_SKIP_EXT") == "1" else [_extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
 )

@@ -46,6 +46,7 @@ PoolGeometry make_geometry(const char* op, const at::Tensor& x, c10::IntArrayRef
   for (int i = 0; i < nd; ++i) {
     Axis& a = g.ax[3 - nd + i];
     a.in = x.size(2 + i);
+    TORCH_CHECK(a.in >= 1, op, ": x must have non-empty spatial dims, got shape ", x.sizes());
     a.k = kernel_size[i];
     a.s = at_or(stride, i, a.k);
     a.p = padding[i];

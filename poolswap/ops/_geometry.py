@@ -87,6 +87,8 @@ def check_input(name: str, x: torch.Tensor, nd: int) -> None:
 
 def check_fits(x: torch.Tensor, g: Geometry) -> tuple[int, ...]:
     """Returns the spatial output size, or raises if the kernel does not fit the padded input."""
+    if any(size < 1 for size in x.shape[2:]):
+        raise ValueError(f"x must have non-empty spatial dims, got shape {tuple(x.shape)}")
     out = g.output_size(x.shape[2:])
     if any(o < 1 for o in out):
         raise ValueError(

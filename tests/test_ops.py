@@ -387,3 +387,19 @@ def test_torch_compile_fullgraph_matches_eager():
     out, want = compiled(x, beta, z), f(x, beta, z)
     torch.testing.assert_close(out, want)
     torch.testing.assert_close(torch.autograd.grad(out.sum(), (x, beta)), torch.autograd.grad(want.sum(), (x, beta)))
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("kind", ["spatial", "channel", "scalar"])
+def test_beta_gradient_with_batch_larger_than_threads(layout, kind):
+    """With more images than threads the kernel sums ∂L/∂β per thread instead of per image."""
+    torch.manual_seed(10)
+    threads = torch.get_num_threads()
+    n = 2 * threads + 3
+    x = torch.randn(n, 16, 9, 10, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()
+    g = make_geometry(2, 3, 2, 1)
+    beta = _beta(kind, 16, g.output_size((9, 10))).requires_grad_()
+    y, y_ref = ops.adapool(x, beta, 3, 2, 1), ref.adapool(x, beta, *g)
+    grad = torch.randn_like(y_ref)
+    for a, b in zip(torch.autograd.grad(y, (x, beta), grad), torch.autograd.grad(y_ref, (x, beta), grad)):
+        torch.testing.assert_close(a, b)

@@ -59,9 +59,9 @@ at::Tensor adaunpool(const at::Tensor& z_in, const at::Tensor& x_in, const at::T
           gather_beta(b, beta_data, buf.lane_a);
           gather_lanes(b, z_data, buf.lane_b);
           K.unpool_weights(buf.args(kADA, b.taps, buf.lane_a, eps), buf.out.data());
-          for (int l = 0; l < kLanes; ++l) buf.lane_b[l] *= mean ? static_cast<acc_t>(b.count[l]) : acc_t(1);
-          for (int i = 0; i < b.taps * kLanes; ++i)
-            if (b.tap[i] >= 0) u_data[b.tap[i]] += buf.lane_b[i % kLanes] * buf.out[i];
+          for (int l = 0; l < kLanes; ++l) buf.lane_b[l] *= mean ? static_cast<acc_t>(b.count(l)) : acc_t(1);
+          for (int i = 0; i < b.taps * kLanes; ++i) buf.out[i] *= buf.lane_b[i % kLanes];
+          scatter_add(b, buf.out.data(), u_data);
         });
         if (mean)
           for_each_input(P, item, cov.axis, [&](int64_t in, int64_t nearest, int64_t c) {
@@ -125,23 +125,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaunpool_backward(
         });
         for_each_block(P, item, B, [&](const Block& b) {
           buf.gather(b, x_data);
-          for (int i = 0; i < b.taps * kLanes; ++i) buf.h[i] = b.tap[i] >= 0 ? q_data[b.tap[i]] : acc_t(0);
+          gather_taps(b, q_data, buf.h.data());
           gather_beta(b, beta_data, buf.lane_a);
           gather_lanes(b, z_data, buf.lane_b);
           acc_t* s = buf.lane_c;   // s_o
           acc_t* zs = buf.lane_b;  // z_o s_o
           for (int l = 0; l < kLanes; ++l) {
-            s[l] = mean ? static_cast<acc_t>(b.count[l]) : acc_t(1);
+            s[l] = mean ? static_cast<acc_t>(b.count(l)) : acc_t(1);
             zs[l] *= s[l];
           }
           K.unpool_backward(buf.args(kADA, b.taps, buf.lane_a, eps), buf.h.data(), zs, buf.out.data(), buf.lane_d,
                             buf.lane_e);
           scatter_add(b, buf.out.data(), gx_data);
-          for (int l = 0; l < kLanes; ++l)
-            if (b.out[l] >= 0) {
-              gz_data[b.out[l]] += s[l] * buf.lane_d[l];
-              gbeta_data[b.out[l]] = zs[l] * buf.lane_e[l];
-            }
+          for (int l = 0; l < b.lanes; ++l) {
+            gz_data[b.out + l] += s[l] * buf.lane_d[l];
+            gbeta_data[b.out + l] = zs[l] * buf.lane_e[l];
+          }
         });
       }
     });

@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "../named_pools.h"
 #include "cpu_common.h"
 
 namespace poolswap {
@@ -112,33 +113,10 @@ std::tuple<at::Tensor, at::Tensor> pool_backward(const at::Tensor& grad_in, cons
   return {like_input(grad_x.to(x.scalar_type()), x_in), grad_beta};
 }
 
-at::Tensor empool(const at::Tensor& x, at::IntArrayRef k, at::IntArrayRef s, at::IntArrayRef p, at::IntArrayRef d,
-                  bool ceil_mode) {
-  return pool_forward("poolswap::empool", kEM, x, c10::nullopt, k, s, p, d, ceil_mode, 0.0);
-}
-
-at::Tensor edscwpool(const at::Tensor& x, at::IntArrayRef k, at::IntArrayRef s, at::IntArrayRef p,
-                     at::IntArrayRef d, bool ceil_mode, double eps) {
-  return pool_forward("poolswap::edscwpool", kEDSCW, x, c10::nullopt, k, s, p, d, ceil_mode, eps);
-}
-
-at::Tensor idwpool(const at::Tensor& x, at::IntArrayRef k, at::IntArrayRef s, at::IntArrayRef p, at::IntArrayRef d,
-                   bool ceil_mode, double eps) {
-  return pool_forward("poolswap::idwpool", kIDW, x, c10::nullopt, k, s, p, d, ceil_mode, eps);
-}
-
-at::Tensor adapool(const at::Tensor& x, const at::Tensor& beta, at::IntArrayRef k, at::IntArrayRef s,
-                   at::IntArrayRef p, at::IntArrayRef d, bool ceil_mode, double eps) {
-  return pool_forward("poolswap::adapool", kADA, x, beta, k, s, p, d, ceil_mode, eps);
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(poolswap, CPU, m) {
-  m.impl("empool", &empool);
-  m.impl("edscwpool", &edscwpool);
-  m.impl("idwpool", &idwpool);
-  m.impl("adapool", &adapool);
+  NamedPools<&pool_forward>::impl(m);
   m.impl("_pool_backward", &pool_backward);
 }
 

@@ -12,18 +12,11 @@
 namespace poolswap {
 namespace cuda {
 
-at::Tensor empool(const at::Tensor& x, at::IntArrayRef kernel_size, at::IntArrayRef stride,
-                  at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode);
-
-at::Tensor edscwpool(const at::Tensor& x, at::IntArrayRef kernel_size, at::IntArrayRef stride,
-                     at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode, double eps);
-
-at::Tensor idwpool(const at::Tensor& x, at::IntArrayRef kernel_size, at::IntArrayRef stride,
-                   at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode, double eps);
-
-at::Tensor adapool(const at::Tensor& x, const at::Tensor& beta, at::IntArrayRef kernel_size,
-                   at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, bool ceil_mode,
-                   double eps);
+// One forward for the four pooling ops (mode: poolswap::Mode); NamedPools (named_pools.h) gives each op its
+// schema.
+at::Tensor pool_forward(const char* op, int mode, const at::Tensor& x, const c10::optional<at::Tensor>& beta,
+                        at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                        at::IntArrayRef dilation, bool ceil_mode, double eps);
 
 // Returns (grad_x, grad_beta); grad_beta is an empty tensor unless mode = 3 (adaPool).
 std::tuple<at::Tensor, at::Tensor> pool_backward(const at::Tensor& grad, const at::Tensor& x,

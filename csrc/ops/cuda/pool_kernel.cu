@@ -81,6 +81,9 @@ __global__ void pool_backward_input_kernel(const scalar_t* __restrict__ x, const
   }
 }
 
+
+}  // namespace
+
 at::Tensor pool_forward(const char* op, int mode, const at::Tensor& x_in, const c10::optional<at::Tensor>& beta,
                         at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
                         at::IntArrayRef dilation, bool ceil_mode, double eps) {
@@ -140,8 +143,6 @@ void launch_pool_backward(const scalar_t* x, const scalar_t* grad, const T* beta
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 }
-
-}  // namespace
 
 std::tuple<at::Tensor, at::Tensor> pool_backward(const at::Tensor& grad_in, const at::Tensor& x_in,
                                                  const c10::optional<at::Tensor>& beta, int64_t mode,
@@ -203,26 +204,6 @@ std::tuple<at::Tensor, at::Tensor> pool_backward(const at::Tensor& grad_in, cons
   });
   at::Tensor grad_beta = mode == kADA ? reduce_to_beta(grad_beta_full, *beta) : at::empty({0}, x.options());
   return {grad_x.contiguous(x_in.suggest_memory_format()), grad_beta};
-}
-
-at::Tensor empool(const at::Tensor& x, at::IntArrayRef k, at::IntArrayRef s, at::IntArrayRef p, at::IntArrayRef d,
-                  bool ceil_mode) {
-  return pool_forward("poolswap::empool", kEM, x, c10::nullopt, k, s, p, d, ceil_mode, 0.0);
-}
-
-at::Tensor edscwpool(const at::Tensor& x, at::IntArrayRef k, at::IntArrayRef s, at::IntArrayRef p,
-                     at::IntArrayRef d, bool ceil_mode, double eps) {
-  return pool_forward("poolswap::edscwpool", kEDSCW, x, c10::nullopt, k, s, p, d, ceil_mode, eps);
-}
-
-at::Tensor idwpool(const at::Tensor& x, at::IntArrayRef k, at::IntArrayRef s, at::IntArrayRef p, at::IntArrayRef d,
-                   bool ceil_mode, double eps) {
-  return pool_forward("poolswap::idwpool", kIDW, x, c10::nullopt, k, s, p, d, ceil_mode, eps);
-}
-
-at::Tensor adapool(const at::Tensor& x, const at::Tensor& beta, at::IntArrayRef k, at::IntArrayRef s,
-                   at::IntArrayRef p, at::IntArrayRef d, bool ceil_mode, double eps) {
-  return pool_forward("poolswap::adapool", kADA, x, beta, k, s, p, d, ceil_mode, eps);
 }
 
 }  // namespace cuda

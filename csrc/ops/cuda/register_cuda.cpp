@@ -2,13 +2,11 @@
 // host compiler: the .cu files stay free of torch/library.h.
 #include <torch/library.h>
 
+#include "../named_pools.h"
 #include "launch.h"
 
 TORCH_LIBRARY_IMPL(poolswap, CUDA, m) {
-  m.impl("empool", &poolswap::cuda::empool);
-  m.impl("edscwpool", &poolswap::cuda::edscwpool);
-  m.impl("idwpool", &poolswap::cuda::idwpool);
-  m.impl("adapool", &poolswap::cuda::adapool);
+  poolswap::NamedPools<&poolswap::cuda::pool_forward>::impl(m);
   m.impl("_pool_backward", &poolswap::cuda::pool_backward);
   m.impl("adaunpool", &poolswap::cuda::adaunpool);
   m.impl("_adaunpool_backward", &poolswap::cuda::adaunpool_backward);

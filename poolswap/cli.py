@@ -1,11 +1,13 @@
 """The ``poolswap`` command line.
 
     poolswap bench [--device cpu|cuda] [--shape N C H W ...] [--ops ...] [--json PATH|-]   speed and memory
-    poolswap demo [--out DIR] [--image NAME]                                               pooling a photograph
+    poolswap demo [--out DIR] [--image NAME] [--no-model]                                  the main job
     poolswap plan MODEL [--source torchvision|timm] [--method adapool] [--input-size 224]    a conversion plan
+    poolswap similarity [--images ...] [--kernels 2 3 5] [--study ...] [--json PATH|-] [--figure PATH] [--out DIR]
+                                                                   how much of a photo each pooling keeps
 
 Each subcommand parses its arguments here and calls its module (:mod:`poolswap.bench`, :mod:`poolswap.demo`,
-:mod:`poolswap.convert.cli`). Also runnable as ``python -m poolswap``.
+:mod:`poolswap.similarity`, :mod:`poolswap.convert.cli`). Also runnable as ``python -m poolswap``.
 """
 
 from __future__ import annotations
@@ -71,9 +73,11 @@ def _add_bench(subparsers) -> None:
 def _add_demo(subparsers) -> None:
     p = subparsers.add_parser(
         "demo",
-        help="pool a photograph with every operator and write a comparison figure",
+        help="convert a ResNet-18 with adaPool and train it a step; pool a photograph with every operator",
         description=(
-            "Pools a photograph bundled with scikit-image by 4x with max, avg, eMPool, eDSCWPool, IDWPool, "
+            "Converts a torchvision ResNet-18 (random weights) with adaPool, prints its plan and runs a forward "
+            "and backward pass (printing beta's gradient norm). Pools a photograph bundled with scikit-image by "
+            "4x with max, avg, eMPool, eDSCWPool, IDWPool, "
             "adaPool (beta=0.5) and LiftDownPool (two 2x levels, untrained = Haar; LL band and sum of bands), "
             "shows LiftPool's LL/LH/HL/HH sub-bands, writes a PNG with a zoomed crop per method and prints the "
             "PSNR of each pooled image upsampled back vs the original. Needs the demo extras."
@@ -85,7 +89,48 @@ def _add_demo(subparsers) -> None:
         default="astronaut",
         help="scikit-image photograph: astronaut (default), chelsea, coffee, rocket or camera",
     )
+    p.add_argument("--no-model", action="store_true", help="skip the ResNet-18 conversion and training step")
     p.set_defaults(handler=_demo)
+
+
+def _add_similarity(subparsers) -> None:
+    p = subparsers.add_parser(
+        "similarity",
+        help="how much of real photographs each pooling method keeps, and how well each pair upsamples back",
+        description=(
+            "Pools every real photograph bundled with scikit-image (no download) with kernel = stride = k by max, "
+            "avg, eMPool, eDSCWPool, IDWPool, adaPool (beta 0, 0.5, 1) and LiftDownPool (untrained = Haar; LL "
+            "and sum of bands; k=2 only) and scores it against the original with skimage.metrics PSNR and SSIM "
+            "under two protocols (upsampled back by nearest repetition vs the original; vs an anti-aliased "
+            "skimage resize to the pooled size). The reconstruction study pools and upsamples back (nearest, "
+            "bilinear, adaUnPool mean/mass with the pool's weights, LiftUpPool with and without its details). "
+            "Prints mean +- std tables over the photos and writes a figure (one zoomed crop per method and k). "
+            "Needs the demo extras."
+        ),
+    )
+    p.add_argument("--images", nargs="+", metavar="NAME", help="photos (default: all bundled photographs)")
+    p.add_argument("--kernels", nargs="+", type=int, default=[2, 3, 5], metavar="K", help="default 2 3 5")
+    p.add_argument(
+        "--study",
+        nargs="+",
+        choices=("similarity", "reconstruction"),
+        default=["similarity", "reconstruction"],
+        help="which studies to run (default both)",
+    )
+    p.add_argument(
+        "--input-scale",
+        type=float,
+        default=1.0,
+        help="pool S*x (photo in [0, 1]) and divide by S: eMPool's weights depend on the value scale (default 1)",
+    )
+    p.add_argument(
+        "--out", default="./poolswap-similarity", help="folder for the figure (default ./poolswap-similarity)"
+    )
+    p.add_argument("--figure", metavar="PATH", help="figure path (default OUT/similarity_<figure image>.png)")
+    p.add_argument("--figure-image", metavar="NAME", help="photo of the figure (default: the first of --images)")
+    p.add_argument("--json", metavar="PATH|-", help="also write the results as JSON (to stdout with '-')")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_similarity)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -124,11 +169,47 @@ def _demo(args: argparse.Namespace) -> int:
     try:
         from . import demo
     except ImportError as exc:
-        raise SystemExit(f"poolswap demo needs scikit-image and matplotlib (pip install 'poolswap[demo]'): {exc}")
-    result = demo.run_demo(args.out, image=args.image)
+        raise SystemExit(f"poolswap demo needs scikit-image, matplotlib and tqdm (pip install 'poolswap[demo]'): {exc}")
+    if args.image not in demo.IMAGES:
+        raise ValueError(f"--image must be one of {', '.join(demo.IMAGES)}, got {args.image!r}")
+    result = demo.run_demo(args.out, image=args.image, model=not args.no_model, progress=True)
+    if result["model"] is not None:
+        for line in demo.model_summary(result["model"]):
+            print(line)
+        print()
     print(f"wrote {result['figure']}")
     for line in demo.summary(result):
         print(line)
+    return 0
+
+
+def _similarity(args: argparse.Namespace) -> int:
+    try:
+        from . import similarity
+    except ImportError as exc:
+        raise SystemExit(
+            f"poolswap similarity needs scikit-image, matplotlib and tqdm (pip install 'poolswap[demo]'): {exc}"
+        )
+    result = similarity.run_studies(
+        args.images,
+        args.kernels,
+        args.study,
+        input_scale=args.input_scale,
+        out_dir=args.out,
+        figure=args.figure,
+        figure_image=args.figure_image,
+        progress=not args.no_progress,
+    )
+    text = similarity.format_studies(result)
+    if args.json == "-":
+        print(text, file=sys.stderr)
+        print(json.dumps(similarity.studies_to_json(result), indent=2))
+    else:
+        print(text)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(similarity.studies_to_json(result), f, indent=2)
+            print(f"\nwrote {args.json}")
     return 0
 
 
@@ -139,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(subparsers)
     _add_demo(subparsers)
     add_plan_command(subparsers)
+    _add_similarity(subparsers)
     return parser
 
 

@@ -1,4 +1,5 @@
-"""The `poolswap` command line: `bench` (one real CLI invocation, JSON checked) and `demo` (end to end)."""
+"""The `poolswap` command line: `bench` (one real CLI invocation, JSON checked) and `demo` (end to end).
+`similarity` is tested in test_similarity.py."""
 
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def test_demo(tmp_path):
     pytest.importorskip("matplotlib")
     from poolswap import demo
 
-    result = demo.run_demo(tmp_path / "out", image="chelsea")
+    result = demo.run_demo(tmp_path / "out", image="chelsea", model=False)
     figure = tmp_path / "out" / "pooling_chelsea.png"
     assert result["figure"] == str(figure)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
@@ -100,4 +101,24 @@ def test_demo(tmp_path):
         assert -1 <= score["ssim"] <= 1, key
     crop = result["crop"]
     assert crop["size"] % demo.FACTOR == 0 and crop["top"] + crop["size"] <= 300
-    assert len(demo.summary(result)) == 2
+    assert result["model"] is None and len(demo.summary(result)) == 3
+
+
+def test_demo_cli_end_to_end(tmp_path, capsys):
+    """`poolswap demo` as the README runs it (no arguments but --out): converts ResNet-18 and prints its plan,
+    trains beta one step (non-zero gradient), pools the photo with every method, writes the figure."""
+    pytest.importorskip("skimage")
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("torchvision")
+    from poolswap import demo
+
+    assert cli.main(["demo", "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "maxpool  mod   MaxPool2d          k3 s2 p1" in out and "AdaPool2d    56x56  3,136    convert" in out
+    grad = float(out.split("maxpool.beta_mask.logit (3,136 values): grad norm ")[1].split()[0])
+    assert math.isfinite(grad) and grad > 0
+    figure = tmp_path / "pooling_astronaut.png"
+    assert f"wrote {figure}" in out and figure.stat().st_size > 10_000
+    assert all(label in out for label in demo.METHODS.values()) and "Reading:" in out
+    assert "pooling" in captured.err  # the tqdm bar over the methods

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from . import ops
 from .nn import LiftUpPool2d
-from .similarity import KERNELS, LIFT_KERNEL, PHOTOS, _check, _lift, _meta, _progress, load_photo, score, to_numpy
+from .similarity import KERNELS, LIFT_KERNEL, PHOTOS, _check, _lift, make_report, photo_crops, score, to_numpy
 
 __all__ = ["PAIRS", "reconstruct", "run"]
 
@@ -90,29 +90,20 @@ def run(
     images = list(PHOTOS) if images is None else list(images)
     kernels = _check(images, kernels, input_scale)
     cells = {str(k): {p: [] for p in PAIRS} for k in kernels}
-    shapes = []
-    with _progress(len(images), "reconstruction", progress) as bar:
-        for name in images:
-            full = load_photo(name)
-            shapes.append(list(full.shape[1:]))
-            for k in kernels:
-                x = full[..., : full.shape[2] // k * k, : full.shape[3] // k * k]
-                original = to_numpy(x)
-                for pair in PAIRS:
-                    u = reconstruct(x * input_scale, pair, k)
-                    if u is None:
-                        cells[str(k)][pair].append(None)
-                        continue
-                    restored = to_numpy(u / input_scale)
-                    cell = score(original, restored)
-                    cell["max_abs_error"] = float(abs(restored - original).max())
-                    cells[str(k)][pair].append(cell)
-            bar.update()
-    return {
-        "meta": _meta(kernels, input_scale, protocols=PROTOCOLS, methods=PAIRS),
-        "images": [{"name": n, "shape": s} for n, s in zip(images, shapes)],
-        "scores": {"reconstruction": cells},
-    }
+    shapes: list[list[int]] = []
+    for k, x in photo_crops(images, kernels, shapes, "reconstruction", progress):
+        original = to_numpy(x)
+        for pair in PAIRS:
+            u = reconstruct(x * input_scale, pair, k)
+            if u is None:
+                cells[str(k)][pair].append(None)
+                continue
+            restored = to_numpy(u / input_scale)
+            cell = score(original, restored)
+            cell["max_abs_error"] = float(abs(restored - original).max())
+            cells[str(k)][pair].append(cell)
+    scores = {"reconstruction": cells}
+    return make_report(images, shapes, kernels, input_scale, scores, protocols=PROTOCOLS, methods=PAIRS)
 
 
 def exact(report: dict, pair: str, k: str, tol: float = 1e-5) -> bool:

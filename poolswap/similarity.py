@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import statistics
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import skimage
@@ -52,6 +52,8 @@ __all__ = [
     "METHODS",
     "PROTOCOLS",
     "load_photo",
+    "photo_crops",
+    "make_report",
     "pool",
     "score",
     "run",
@@ -230,28 +232,43 @@ def run(
     images = list(PHOTOS) if images is None else list(images)
     kernels = _check(images, kernels, input_scale)
     scores = {p: {str(k): {m: [] for m in METHODS} for k in kernels} for p in PROTOCOLS}
-    shapes = []
-    with _progress(len(images), "similarity", progress) as bar:
+    shapes: list[list[int]] = []
+    for k, x in photo_crops(images, kernels, shapes, "similarity", progress):
+        original = to_numpy(x)
+        target = reference_downscale(original, k)
+        for method in METHODS:
+            y = _scaled(lambda t: pool(t, method, k), x, input_scale)
+            for protocol in PROTOCOLS:
+                cell = scores[protocol][str(k)][method]
+                if y is None:
+                    cell.append(None)
+                elif protocol == "upsampled":
+                    cell.append(score(original, to_numpy(y.repeat_interleave(k, 2).repeat_interleave(k, 3))))
+                else:
+                    cell.append(score(target, to_numpy(y)))
+    return make_report(images, shapes, kernels, input_scale, scores, protocols=PROTOCOLS, methods=METHODS)
+
+
+def photo_crops(
+    images: Sequence[str], kernels: Sequence[int], shapes: list, desc: str, progress: bool
+) -> Iterator[tuple[int, Tensor]]:
+    """For each photo (its (C, H, W) appended to ``shapes``) and each k: ``(k, x)``, x (1, C, H, W) the photo
+    cropped to multiples of k. A progress bar counts the photos."""
+    with _progress(len(images), desc, progress) as bar:
         for name in images:
             full = load_photo(name)
             shapes.append(list(full.shape[1:]))
             for k in kernels:
-                x = full[..., : full.shape[2] // k * k, : full.shape[3] // k * k]
-                original = to_numpy(x)
-                target = reference_downscale(original, k)
-                for method in METHODS:
-                    y = _scaled(lambda t: pool(t, method, k), x, input_scale)
-                    for protocol in PROTOCOLS:
-                        cell = scores[protocol][str(k)][method]
-                        if y is None:
-                            cell.append(None)
-                        elif protocol == "upsampled":
-                            cell.append(score(original, to_numpy(y.repeat_interleave(k, 2).repeat_interleave(k, 3))))
-                        else:
-                            cell.append(score(target, to_numpy(y)))
+                yield k, full[..., : full.shape[2] // k * k, : full.shape[3] // k * k]
             bar.update()
+
+
+def make_report(
+    images: Sequence[str], shapes: list, kernels: list[int], input_scale: float, scores: dict, **meta
+) -> dict:
+    """A study's report: ``{"meta", "images": [{"name", "shape"}], "scores"}``."""
     return {
-        "meta": _meta(kernels, input_scale, protocols=PROTOCOLS, methods=METHODS),
+        "meta": _meta(kernels, input_scale, **meta),
         "images": [{"name": n, "shape": s} for n, s in zip(images, shapes)],
         "scores": scores,
     }

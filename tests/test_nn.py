@@ -1,4 +1,4 @@
-"""Modules: drop-in geometry, β modes and resampling, adaUnPool pairing, compile."""
+"""Modules: drop-in geometry, β modes and resampling, adaUnPool pairing, compile and export."""
 
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ def test_unpool_arguments():
         pnn.AdaUnPool2d(pnn.AdaPool2d(2, beta_mode="scalar"), normalize="sum")
 
 
-# ---- torch.compile, copies, repr ------------------------------------------------------------------------------
+# ---- torch.compile, torch.export, copies, repr -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("family", POOL_CLASSES)
@@ -192,6 +192,42 @@ def test_torch_compile_inductor_adapool_with_spatial_beta_resampling():
     pool = pnn.AdaPool2d(3, 2, 1, input_size=(8, 8))
     x = torch.randn(2, 3, 12, 12)
     torch.testing.assert_close(torch.compile(pool, fullgraph=True)(x), pool(x))
+
+
+def _call_targets(program) -> set[str]:
+    return {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
+
+
+def test_torch_export_keeps_the_op_and_reference_mode_decomposes_it():
+    """torch.export sees the custom op (fake kernel); under ops.reference_mode() the same model exports to
+    plain aten ops (what ONNX export and other custom-op-blind tools need). Both match eager."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(3, 2, 1), nn.Flatten(), nn.Linear(4 * 8 * 8, 2))
+    model = poolswap.convert(model, "adapool", input_size=16).eval()
+    x = torch.randn(2, 3, 16, 16)
+    expected = model(x)
+    program = torch.export.export(model, (x,))
+    assert "poolswap.adapool.default" in _call_targets(program)
+    torch.testing.assert_close(program.module()(x), expected)
+    with ops.reference_mode():
+        plain = torch.export.export(model, (x,))
+    targets = _call_targets(plain)
+    assert targets and not any("poolswap" in t for t in targets), targets
+    torch.testing.assert_close(plain.module()(x), expected)
+
+
+def test_onnx_export_in_reference_mode_runs_in_onnxruntime():
+    pytest.importorskip("onnxscript", reason="ONNX export needs the test extra (onnx, onnxscript, onnxruntime)")
+    pytest.importorskip("onnxruntime", reason="ONNX export needs the test extra (onnx, onnxscript, onnxruntime)")
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(3, 2, 1), nn.Conv2d(4, 2, 1))
+    model = poolswap.convert(model, "adapool", input_size=16).eval()
+    with torch.no_grad():
+        model[1].beta_mask.logit.normal_()  # a β that is not uniform, to check its layout survives export
+    x = torch.randn(2, 3, 16, 16)
+    with ops.reference_mode():
+        program = torch.onnx.export(model, (x,), dynamo=True, verbose=False)
+    assert not any("poolswap" in node.domain for node in program.model_proto.graph.node)
+    (out,) = program(x)  # ONNX Runtime
+    torch.testing.assert_close(out, model(x).detach(), rtol=1e-5, atol=1e-5)
 
 
 def test_deepcopy_and_state_dict_round_trip():

@@ -68,7 +68,9 @@ def _extension():
             sources,
             include_dirs=include_dirs,
             define_macros=[("POOLSWAP_WITH_CUDA", "1")],
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--use_fast_math", "-lineinfo"]},
+            # no --use_fast_math: its flush-to-zero would turn eDSCW's 1/max|x| into 0 for |x| > 2^126 (uniform
+            # weights) and its approximate exp/division would drift from the CPU kernels
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]},
         )
     print("poolswap: building CPU kernels only (no nvcc found, or POOLSWAP_CPU_ONLY=1)")
     return CppExtension("poolswap._C", sources, include_dirs=include_dirs, extra_compile_args={"cxx": cxx_flags})

@@ -173,7 +173,6 @@ std::tuple<at::Tensor, at::Tensor> pool_backward(const at::Tensor& grad_in, cons
       bidx = make_beta_idx(beta_acc, pg);
       grad_beta_full = at::empty(pg.out_sizes(), acc_options);
     }
-    // (an input axis of size 0 can still have one, empty, window: n_in = 0 < n_out is possible)
     at::Tensor win = at::empty({static_cast<int64_t>(kNumRows), n_out}, acc_options);
     const acc_t* beta_data = mode == kADA ? beta_acc.data_ptr<acc_t>() : nullptr;
     acc_t* gbeta_data = mode == kADA ? grad_beta_full.data_ptr<acc_t>() : nullptr;

@@ -241,7 +241,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaunpool_backward(
     const BetaIdx bidx = make_beta_idx(beta_acc, pg);
     grad_beta_full = at::empty(pg.out_sizes(), acc_options);
     if (n_out == 0) return;  // then every output is empty (N = 0 or C = 0)
-    // (an input axis of size 0 can still have one, empty, window: n_in = 0 < n_out is possible)
     at::Tensor q = at::empty({n_in}, acc_options);
     at::Tensor win = at::empty({static_cast<int64_t>(kNumRows), n_out}, acc_options);
     const acc_t* beta_data = beta_acc.data_ptr<acc_t>();

@@ -37,7 +37,9 @@ def save(model: nn.Module, f: Any) -> None:
     torch.save(checkpoint(model), f)
 
 
-def _same_conversion(a: Plan, b: dict) -> bool:
+def same_conversion(a: Plan, b: dict) -> bool:
+    """Whether plan ``a`` and plan data ``b`` (``Plan.to_dict()``) convert the same sites with the same
+    methods and arguments (what a checkpoint's parameters depend on)."""
     key = lambda sites: sorted((s["name"], s["method"], repr(s["kwargs"]), s.get("same_padding", False))  # noqa: E731
                                for s in sites if s["status"] == "convert")
     return key(a.to_dict()["sites"]) == key(b["sites"])
@@ -63,7 +65,7 @@ def load(model: nn.Module, ckpt: Any, *, map_location: Any = "cpu") -> nn.Module
         if foreign:
             raise ValueError(f"checkpoint has poolswap parameters ({foreign[0]}, ...) but no plan: save it with poolswap.save")
     elif is_converted(model):
-        if not _same_conversion(plan_of(model), plan_data):
+        if not same_conversion(plan_of(model), plan_data):
             raise ValueError("the model was converted with a different plan than the checkpoint's; revert it first")
     else:
         apply_plan(model, plan_data)

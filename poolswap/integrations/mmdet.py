@@ -50,7 +50,7 @@ from mmengine.registry import Registry
 from torch import nn
 
 from ..convert import is_converted, plan_of
-from ..convert.checkpoint import _same_conversion
+from ..convert.checkpoint import same_conversion
 from ..convert.plan import Plan
 from ._common import convert_model
 
@@ -262,7 +262,7 @@ def check_checkpoint(model: nn.Module, checkpoint: dict, *, allow_plain: bool = 
                 f"poolswap: the checkpoint's {path!r} was converted ({_describe(data)}) but this model's {path!r} is "
                 f"not: build it with type='poolswap.PoolSwap' and the same rules (see configs/README.md), or "
                 f"its poolswap parameters would be silently dropped")
-        if not _same_conversion(ours[path], data):
+        if not same_conversion(ours[path], data):
             raise ValueError(
                 f"poolswap: the checkpoint's {path!r} was converted differently ({_describe(data)}) from this "
                 f"model's ({_describe(ours[path].to_dict())})")

@@ -12,6 +12,7 @@ build/ (pip's own editable build recompiles everything in a fresh temporary fold
 import glob
 import os
 import shutil
+import sys
 
 from setuptools import find_packages, setup
 
@@ -44,6 +45,7 @@ if WITH_CUDA:
             # No GPU to query: build for Hopper (H100/H200) plus PTX that newer GPUs JIT-compile.
             os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0+PTX"
 
+import torch  # noqa: E402
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -57,6 +59,12 @@ def _extension():
     sources = _sources("csrc/*.cpp") + _sources("csrc/ops/*.cpp") + _sources("csrc/ops/cpu/*.cpp")
     include_dirs = [os.path.join(ROOT, "csrc", "include")]
     cxx_flags = ["-O3", "-fno-math-errno"]
+    link_flags = []
+    if "parallel backend: OpenMP" in torch.__config__.parallel_info() and sys.platform != "darwin":
+        # at::parallel_for is an inline template: with torch's OpenMP backend its `#pragma omp parallel` is
+        # compiled into *our* objects, so without -fopenmp every CPU kernel silently runs on one thread.
+        cxx_flags.append("-fopenmp")
+        link_flags.append("-fopenmp")  # libgomp.so.1: at run time the copy torch already loaded
     if WITH_CUDA:
         sources += _sources("csrc/ops/cuda/*.cpp") + _sources("csrc/ops/cuda/*.cu")
         print(
@@ -71,9 +79,13 @@ def _extension():
             # no --use_fast_math: its flush-to-zero would turn eDSCW's 1/max|x| into 0 for |x| > 2^126 (uniform
             # weights) and its approximate exp/division would drift from the CPU kernels
             extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]},
+            extra_link_args=link_flags,
         )
     print("poolswap: building CPU kernels only (no nvcc found, or POOLSWAP_CPU_ONLY=1)")
-    return CppExtension("poolswap._C", sources, include_dirs=include_dirs, extra_compile_args={"cxx": cxx_flags})
+    return CppExtension(
+        "poolswap._C", sources, include_dirs=include_dirs, extra_compile_args={"cxx": cxx_flags},
+        extra_link_args=link_flags,
+    )
 
 
 setup(

@@ -29,6 +29,17 @@ def has_cuda_kernels() -> bool:
     return has_ops() and torch._C._dispatch_has_kernel_for_dispatch_key("poolswap::empool", "CUDA")
 
 
+def cpu_kernels_parallel() -> bool:
+    """True when the compiled CPU kernels run on torch's intra-op threads: torch's parallel backend is
+    OpenMP and the extension was compiled with it (at::parallel_for is inlined into the extension), or
+    torch uses its native thread pool (no OpenMP needed)."""
+    if not has_ops():
+        return False
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return True
+    return bool(torch.ops.poolswap._compiled_with_openmp())
+
+
 _warned = False
 
 

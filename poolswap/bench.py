@@ -281,7 +281,11 @@ def _device_name(device: torch.device) -> str:
 
 def _backend(device: torch.device) -> str:
     compiled = _extension.has_ops() and (device.type == "cpu" or _extension.has_cuda_kernels())
-    return "compiled" if compiled else "pure-PyTorch fallback (compiled ops unavailable)"
+    if not compiled:
+        return "pure-PyTorch fallback (compiled ops unavailable)"
+    if device.type == "cpu" and not _extension.cpu_kernels_parallel():
+        return "compiled, single-threaded CPU kernels (built without OpenMP)"
+    return "compiled"
 
 
 def run(

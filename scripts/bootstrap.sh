@@ -22,4 +22,4 @@ fi
 # the package itself (editable, pure Python) and its extras; the extension is built below
 POOLSWAP_SKIP_EXT=1 "$venv_python" -m pip install -q --no-build-isolation -e ".[$extras]"
 MAX_JOBS=${MAX_JOBS:-2} "$venv_python" setup.py -q build_ext --inplace 2>&1 | grep -E "^poolswap:|error|Error" || true
-"$venv_python" -c "import poolswap, sys; ok = poolswap.has_ops(); print('poolswap: operators', 'loaded' if ok else 'NOT built', '| CUDA kernels:', poolswap.has_cuda_kernels()); sys.exit(0 if ok else 1)"
+"$venv_python" -c "import poolswap, sys; from poolswap import _extension as e; ok = e.has_ops(); print('poolswap: operators', 'loaded' if ok else 'NOT built', '| CUDA kernels:', e.has_cuda_kernels(), '| parallel CPU kernels:', e.cpu_kernels_parallel()); sys.exit(0 if ok else 1)"

@@ -299,6 +299,14 @@ def test_unpool_mass_preserves_window_sums_with_own_weights_per_sample():
     assert changed[1, 2] and changed.sum() == 1
 
 
+def test_cpu_kernels_run_on_torchs_threads():
+    """With torch's OpenMP backend the extension must be compiled with -fopenmp: at::parallel_for is inlined
+    into it, and without OpenMP every kernel would silently run on one thread."""
+    from poolswap import _extension
+
+    assert _extension.cpu_kernels_parallel()
+
+
 def test_reference_mode_switches_implementation():
     x = torch.randn(1, 2, 6, 6)
     with ops.reference_mode():
